@@ -1,0 +1,1 @@
+"""Batch jobs of the StreamFlow feature platform and the settings they share."""
