@@ -43,7 +43,9 @@ class PgSettings:
         try:
             port = int(port_text)
         except ValueError:
-            raise ValueError(f"PGPORT must be a port number, got {port_text!r}") from None
+            raise ValueError(
+                f"PGPORT must be a port number, got {port_text!r}"
+            ) from None
         return cls(
             host=env.get("PGHOST") or LOCAL_HOST,
             port=port,
@@ -106,7 +108,7 @@ def export_env(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Print the PG* settings as shell exports: eval \"$(make -s env)\"."
+        description='Print the PG* settings as shell exports: eval "$(make -s env)".'
     )
     parser.parse_args(argv)
     for key, value in PgSettings.from_env().as_env().items():
