@@ -20,7 +20,9 @@ PG_ENV = eval "$$($(PY) -m scripts.settings)"
 # monthly snapshot is past its TTL and nothing would be served.
 NOW ?=
 DEMO_NOW ?= 2024-03-01T00:00:00+00:00
+ifneq ($(NOW),)
 export STREAMFLOW_NOW := $(NOW)
+endif
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -86,7 +88,7 @@ serve: db-up ## Run the feature service in the foreground on HOST:PORT with WORK
 	@$(PY) -m serving
 
 .PHONY: demo
-demo: NOW = $(DEMO_NOW)
+demo: export STREAMFLOW_NOW := $(DEMO_NOW)
 demo: ingest dbt apply features materialize ## Run the whole chain, then serve in the background
 	@$(PY) -m serving.background start
 	@echo "try: curl localhost:$(PORT)/features/7590-VHVEG   (stop with: make stop)"
@@ -104,13 +106,13 @@ test: db-up ## Run the test suite against a real PostgreSQL
 	@$(BIN)/pytest
 
 .PHONY: lint
-lint: $(STAMP) ## Lint Python (ruff) and SQL (sqlfluff)
+lint: db-up ## Lint Python (ruff) and SQL (sqlfluff; its dbt templater asks the database)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@$(PG_ENV); $(BIN)/sqlfluff lint dbt_project
 
 .PHONY: format
-format: $(STAMP) ## Rewrite Python and SQL in the house style
+format: db-up ## Rewrite Python and SQL in the house style
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 	@$(PG_ENV); $(BIN)/sqlfluff fix dbt_project

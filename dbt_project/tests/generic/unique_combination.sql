@@ -1,0 +1,14 @@
+{#
+    Fails with every combination of `columns` that occurs more than once:
+    the composite-key counterpart of dbt's built-in `unique`.
+#}
+{% test unique_combination(model, columns) %}
+
+select
+    {{ columns | join(', ') }},
+    count(*) as n_rows
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+
+{% endtest %}
