@@ -14,15 +14,22 @@ from ownership import OWNER, tags
 
 # Every snapshot model stamps its rows with the month's as-of instant (00:00 UTC).
 EVENT_TIME_COLUMN = "as_of"
+# ...and with the instant its month was ingested. Feast copies it into the online
+# store's created_ts, which is how `make materialize` notices a month that was
+# ingested again after it was materialized (same as_of, corrected values).
+LOADED_AT_COLUMN = "loaded_at"
 
 
 def _snapshot_source(model_name: str) -> PostgreSQLSource:
     dbt_model: DbtModel = model(model_name)
-    dbt_model.timestamp_column(EVENT_TIME_COLUMN, context=f"source {model_name}")
+    context = f"source {model_name}"
+    dbt_model.timestamp_column(EVENT_TIME_COLUMN, context=context)
+    dbt_model.timestamp_column(LOADED_AT_COLUMN, context=context)
     return PostgreSQLSource(
         name=f"{model_name}_source",
         table=dbt_model.relation,
         timestamp_field=EVENT_TIME_COLUMN,
+        created_timestamp_column=LOADED_AT_COLUMN,
         description=dbt_model.description,
         owner=OWNER,
         tags=tags(dbt_model=dbt_model.name),

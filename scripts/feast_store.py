@@ -173,11 +173,13 @@ def online_tables(store: FeatureStore) -> list[OnlineTable]:
 # Feast's online write is an upsert (INSERT ... ON CONFLICT DO UPDATE), which
 # fires BEFORE UPDATE row triggers; returning NULL skips that row's update, so
 # a window materialized late can never replace a newer value with an older one.
+# For the same event time the later ingest (created_ts, from loaded_at) wins.
 _KEEP_NEWEST_FUNCTION = """
 create or replace function {schema}.keep_newest_online_value() returns trigger
 language plpgsql as $$
 begin
-    if new.event_ts < old.event_ts then
+    if new.event_ts < old.event_ts
+        or (new.event_ts = old.event_ts and new.created_ts < old.created_ts) then
         return null;
     end if;
     return new;

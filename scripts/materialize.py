@@ -8,6 +8,13 @@ platform clock (STREAMFLOW_NOW) replays an earlier month, so the windows are
 computed here and handed to FeatureStore.materialize. A second run with the
 same END finds every view up to date and writes nothing.
 
+A month ingested again after it was materialized (same as_of, corrected
+values, a newer loaded_at) is not newer by event time, so an END-based window
+would skip it; the plan therefore starts each view's window at the earliest
+as_of whose loaded_at is newer than anything in that view's online table
+(the sources declare loaded_at as Feast's created timestamp, which lands in
+the online store's created_ts).
+
 `--start` reloads an explicit window (a backfill). Loading an older window
 after a newer one cannot move the store back in time: the keep-newest trigger
 (scripts/feast_store.py) skips any online update whose event time is older
@@ -24,10 +31,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
-from feast import FeatureStore
+from feast import FeatureStore, FeatureView
 from psycopg import sql
 
 from scripts.clock import parse_instant, platform_now
+from scripts.dbt_gate import DbtGateError, require_green_build
 from scripts.feast_store import (
     apply_definitions,
     configure_cli_logging,
@@ -67,6 +75,15 @@ def plan_windows(
             view_start = start
         elif view.most_recent_end_time is not None:
             view_start = view.most_recent_end_time
+            reloaded = _earliest_reloaded_as_of(store, view, end)
+            if reloaded is not None and reloaded < view_start:
+                logger.info(
+                    "%s: snapshots from %s on were ingested again since they were "
+                    "materialized; reloading from there",
+                    view.name,
+                    reloaded.isoformat(),
+                )
+                view_start = reloaded
         else:
             view_start = end - view.ttl
         if view_start >= end:
@@ -82,6 +99,28 @@ def plan_windows(
         else:
             windows.append(Window(view.name, view_start, end))
     return windows, up_to_date
+
+
+def _earliest_reloaded_as_of(
+    store: FeatureStore, view: FeatureView, end: datetime
+) -> datetime | None:
+    """The earliest event time up to `end` whose rows were loaded after the
+    newest row the view's online table holds, or None when there is none."""
+    source = view.batch_source
+    online_table = next(t for t in online_tables(store) if t.view == view.name)
+    query = sql.SQL(
+        "select min({event_ts}) from {source} "
+        "where {event_ts} <= %(end)s "
+        "and {loaded_at} > (select max(created_ts) from {online})"
+    ).format(
+        event_ts=sql.Identifier(source.timestamp_field),
+        loaded_at=sql.Identifier(source.created_timestamp_column),
+        source=sql.SQL(source.get_table_query_string()),
+        online=online_table.identifier,
+    )
+    with psycopg.connect(online_settings(store).conninfo()) as conn:
+        row = conn.execute(query, {"end": end}).fetchone()
+    return row[0] if row else None
 
 
 def materialize(
@@ -143,10 +182,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     settings = PgSettings.from_env()
-    # Imported here so that a missing dbt gate module fails this command, not
-    # every import of the materialization code (tests import plan_windows).
-    from scripts.dbt_gate import DbtGateError, require_green_build
-
     try:
         require_green_build(settings)
     except DbtGateError as exc:

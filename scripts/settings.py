@@ -103,6 +103,10 @@ def export_env(
     settings = settings or PgSettings.from_env()
     target = os.environ if env is None else env
     target.update(settings.as_env())
+    # Feast writes naive UTC times into timestamptz columns of the online store,
+    # which PostgreSQL reads in the session's time zone: pin every session that
+    # libpq opens (Feast, dbt, the service) to UTC.
+    target["PGTZ"] = "UTC"
     return settings
 
 
@@ -111,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         description='Print the PG* settings as shell exports: eval "$(make -s env)".'
     )
     parser.parse_args(argv)
-    for key, value in PgSettings.from_env().as_env().items():
+    env: dict[str, str] = {}
+    export_env(PgSettings.from_env(), env)
+    for key, value in env.items():
         sys.stdout.write(f"export {key}={shlex.quote(value)}\n")
     return 0
 

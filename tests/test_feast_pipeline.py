@@ -296,23 +296,50 @@ def test_end_is_parsed_as_utc():
         parse_instant("yesterday", what="END")
 
 
-def test_gate_refuses_features_and_materialize_after_a_failing_build(
-    built, tmp_path_factory, capsys
-):
-    settings, _, _ = built
-    data_dir = tmp_path_factory.mktemp("bad_month") / "data"
+def _month_001_with_fee(tmp_dir, fee: str):
+    """A copy of month_001 where the course user's monthly_fee is `fee`."""
+    data_dir = tmp_dir / "data"
     (data_dir / "month_001").mkdir(parents=True)
     for source in (REPO_ROOT / "data" / "month_001").iterdir():
         text = source.read_text()
         if source.name == "subscriptions.csv":
-            # A negative fee fails dbt's range test on monthly_fee.
             text = text.replace(
                 f"{USER},1,False,False,Month-to-month,True,29.85",
-                f"{USER},1,False,False,Month-to-month,True,-29.85",
+                f"{USER},1,False,False,Month-to-month,True,{fee}",
                 1,
             )
         (data_dir / "month_001" / source.name).write_text(text)
     (data_dir / "manifest.csv").write_text("month,as_of\nmonth_001,2024-02-29\n")
+    return data_dir
+
+
+def test_a_month_ingested_again_reaches_the_online_store(built, tmp_path_factory):
+    """Same as_of, corrected value: not newer by event time, yet it must be
+    materialized, and only once."""
+    settings, store, _ = built
+    data_dir = _month_001_with_fee(tmp_path_factory.mktemp("fixed_month"), "31.15")
+    ingest(settings, data_dir, "month_001")
+    result = dbt_build(settings, tmp_path_factory.mktemp("dbt_fixed"))
+    assert result.returncode == 0, result.stdout[-3000:]
+
+    report = materialize.materialize(store, END)
+    assert {w.view for w in report.loaded} == FEATURE_VIEWS
+    assert {w.start for w in report.loaded} == {FEB}
+    (row,) = read_online(store, [USER], END)
+    assert row.values["monthly_fee"] == 31.15
+    assert set(row.event_ts.values()) == {FEB}
+    assert check_skew(store, END).mismatches == []
+
+    again = materialize.materialize(store, END)
+    assert again.loaded == []
+
+
+def test_gate_refuses_features_and_materialize_after_a_failing_build(
+    built, tmp_path_factory, capsys
+):
+    settings, _, _ = built
+    # A negative fee fails dbt's range test on monthly_fee.
+    data_dir = _month_001_with_fee(tmp_path_factory.mktemp("bad_month"), "-29.85")
     ingest(settings, data_dir, "month_001")
     result = dbt_build(settings, tmp_path_factory.mktemp("dbt_bad"))
     assert result.returncode != 0

@@ -63,6 +63,7 @@ def test_export_env_fills_every_variable_dbt_and_feast_read():
         "PGUSER": "streamflow",
         "PGPASSWORD": "",
         "PGDATABASE": "streamflow",
+        "PGTZ": "UTC",
     }
 
 
