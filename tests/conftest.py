@@ -30,7 +30,12 @@ def server_settings() -> PgSettings:
     settings = PgSettings.from_env()
     from scripts import local_db
 
-    local_db.ensure_running(settings)
+    if settings.local_cluster:
+        local_db.ensure_running(settings)
+    else:
+        # The suite makes its own databases, so a configured server needs only
+        # to answer; PGDATABASE may name a database that does not exist yet.
+        local_db.ensure_running(settings.with_database("postgres"))
     return settings
 
 
