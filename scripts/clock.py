@@ -29,7 +29,11 @@ def parse_instant(text: str, *, what: str = NOW_ENV) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:00-05:00 is a valid local time past datetime's range.
+        raise ValueError(f"{what} is out of range once in UTC, got {text!r}") from None
 
 
 def platform_now(env: Mapping[str, str] | None = None) -> datetime:

@@ -20,8 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
 MANIFEST_NAME = "manifest.csv"
 HEADER = ["month", "as_of"]
-# A folder name, not a path: keeps a manifest line from pointing elsewhere.
-MONTH_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A folder name, not a path: keeps a manifest line from pointing elsewhere
+# ("." and ".." are names too, of this folder and its parent).
+MONTH_NAME = re.compile(r"^(?!\.+$)[A-Za-z0-9_.-]+$")
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -48,6 +49,9 @@ def read_manifest(data_dir: Path = DEFAULT_DATA_DIR) -> list[MonthEntry]:
         raise ManifestError(f"{path}: manifest not found") from None
     except UnicodeDecodeError as error:
         raise ManifestError(f"{path}: not UTF-8 text ({error.reason})") from None
+    except OSError as error:
+        # A folder of that name, no permission, --data-dir naming a file.
+        raise ManifestError(f"{path}: cannot read ({error.strerror})") from None
 
     if not rows:
         raise ManifestError(f"{path}:1: empty file, expected the header month,as_of")

@@ -175,8 +175,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_cli_logging()
     try:
-        end = parse_instant(args.end, what="END") if args.end else platform_now()
-        start = parse_instant(args.start, what="--start") if args.start else None
+        # `is not None`: an empty --end is a mistake to report, not "now".
+        end = (
+            parse_instant(args.end, what="END")
+            if args.end is not None
+            else platform_now()
+        )
+        start = (
+            parse_instant(args.start, what="--start")
+            if args.start is not None
+            else None
+        )
+        if start is not None and start >= end:
+            raise ValueError(
+                f"--start {start.isoformat()} is not before END {end.isoformat()}"
+            )
     except ValueError as exc:
         sys.stderr.write(f"materialize: {exc}\n")
         return 2

@@ -42,6 +42,18 @@ MAX_USER_ID_LENGTH = 64
 # C0 and C1 control characters and DEL: never part of an id, and a way to
 # smuggle line breaks into logs.
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# JSON's \ud800 escapes decode to lone surrogates, which have no UTF-8 form:
+# the entity key could not be built from them.
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+# JSON type names for "must be a string" messages.
+_JSON_TYPES = {
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def create_app(
@@ -200,7 +212,10 @@ def close_store(store: FeatureStore) -> None:
 
 
 def validate_user_id(user_id: object, where: str = "user id") -> str:
-    if not isinstance(user_id, str) or not user_id:
+    if not isinstance(user_id, str):
+        kind = _JSON_TYPES.get(type(user_id), type(user_id).__name__)
+        raise InvalidRequest(f"{where} is {kind}; send a non-empty string")
+    if not user_id:
         raise InvalidRequest(f"{where} is empty; send a non-empty string")
     if len(user_id) > MAX_USER_ID_LENGTH:
         raise InvalidRequest(
@@ -209,6 +224,8 @@ def validate_user_id(user_id: object, where: str = "user id") -> str:
         )
     if _CONTROL_CHARS.search(user_id):
         raise InvalidRequest(f"{where} contains control characters")
+    if _SURROGATES.search(user_id):
+        raise InvalidRequest(f"{where} contains unpaired surrogates (not Unicode text)")
     return user_id
 
 
@@ -218,17 +235,29 @@ def resolve_selection(
     feature_service: object,
     features: object,
 ) -> Selection:
+    """None means "not asked for"; an empty value is an error, not a request
+    for the default service (that would answer a different question)."""
     if isinstance(features, list) and all(isinstance(f, str) for f in features):
         features = ",".join(features)
     if features is not None and not isinstance(features, str):
         raise InvalidRequest("features must be 'view:feature,...' or a list of them")
     if feature_service is not None and not isinstance(feature_service, str):
         raise InvalidRequest("feature_service must be a string")
-    if feature_service and features:
+    if feature_service is not None and features is not None:
         raise InvalidRequest("ask for feature_service or features, not both")
     try:
-        if features:
+        if features is not None:
+            if not features.strip():
+                raise SelectionError(
+                    "features is empty; valid features (view:feature): "
+                    + ", ".join(catalog.feature_refs())
+                )
             return catalog.adhoc(features)
+        if feature_service == "":
+            raise SelectionError(
+                "feature_service is empty; valid feature services: "
+                + ", ".join(sorted(catalog.services))
+            )
         return catalog.service(feature_service or default_service)
     except SelectionError as error:
         raise InvalidRequest(str(error)) from None
@@ -307,11 +336,14 @@ def setup_routes(app: Sanic) -> None:
         catalog: FeatureCatalog = app.ctx.catalog
         settings: ServingSettings = app.ctx.settings
         if request.query_string:
+            # Blank values kept: `?features=` is an empty selection (400), not
+            # the same request as no parameter at all.
+            args = request.get_args(keep_blank_values=True)
             selection = resolve_selection(
                 catalog,
                 settings.default_feature_service,
-                request.args.get("feature_service"),
-                request.args.get("features"),
+                args.get("feature_service"),
+                args.get("features"),
             )
         else:
             selection = catalog.services[settings.default_feature_service]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.clock import NOW_ENV, parse_instant
 from scripts.settings import PgSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,14 @@ class ServingSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
         env = os.environ if env is None else env
+        # The clock is read on every request; a bad value must stop the
+        # service here rather than answer every feature request with a 500.
+        now_text = env.get(NOW_ENV, "")
+        if now_text.strip():
+            try:
+                parse_instant(now_text)
+            except ValueError as error:
+                raise SettingsError(str(error)) from None
         repo = env.get("SERVING_FEATURE_REPO") or str(REPO_ROOT / "feature_repo")
         return cls(
             host=env.get("HOST") or "127.0.0.1",

@@ -57,6 +57,16 @@ USERS_SERVED = Counter(
 )
 
 
+# Any token is a valid HTTP method to the parser; others are counted as one
+# label value so that a client cannot mint time series at will.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(request: Request) -> str:
+    method = request.method
+    return method if method in _KNOWN_METHODS else "other"
+
+
 def _route_label(request: Request) -> str:
     # The route template, not the path, so that every user id does not become
     # its own time series.
@@ -80,10 +90,10 @@ def setup_metrics(app: Sanic) -> None:
     @app.on_response(priority=100)
     async def record(request: Request, response: HTTPResponse) -> None:
         started = getattr(request.ctx, "started", None)
-        route = _route_label(request)
-        REQUESTS.labels(route, request.method, str(response.status)).inc()
+        route, method = _route_label(request), _method_label(request)
+        REQUESTS.labels(route, method, str(response.status)).inc()
         if started is not None:
-            LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+            LATENCY.labels(route, method).observe(time.perf_counter() - started)
 
     @app.get("/metrics", name="metrics")
     async def metrics(request: Request) -> HTTPResponse:

@@ -350,3 +350,12 @@ def test_gate_refuses_features_and_materialize_after_a_failing_build(
     assert "features refused:" in err and "materialize refused:" in err
     assert "monthly_fee" in err
     assert "Traceback" not in err
+
+
+def test_materialize_cli_rejects_bad_windows_before_touching_anything(capsys):
+    assert materialize.main(["--start", "2024-03-01", "--end", "2024-02-01"]) == 2
+    assert materialize.main(["--end", ""]) == 2
+    err = capsys.readouterr().err
+    assert "--start 2024-03-01T00:00:00+00:00 is not before END" in err
+    assert "END" in err.splitlines()[-1]
+    assert "Traceback" not in err

@@ -228,18 +228,21 @@ def test_columns_in_another_order_and_quoted_text_load(
     subscriptions = data_dir / "month_odd" / "subscriptions.csv"
     set_cell(subscriptions, 2, "contract_type", 'Month-to-month, "promo"')
     set_cell(subscriptions, 3, "paperless_billing", "FALSE")
+    # A quoted line break is text like any other, not the end of a COPY row
+    # (net_service has no other value that needs quoting).
+    set_cell(subscriptions, 3, "net_service", "DSL\nlite")
     rows = read_rows(subscriptions)
     write_rows(subscriptions, [list(reversed(row)) for row in rows])
     ingest(db, data_dir)
     assert query(
         db,
-        "select user_id, contract_type, paperless_billing, monthly_fee "
-        "from raw.subscriptions where as_of = %s and user_id in "
+        "select user_id, contract_type, paperless_billing, monthly_fee, "
+        "net_service from raw.subscriptions where as_of = %s and user_id in "
         "('7590-VHVEG', '5575-GNVDE') order by user_id",
         [as_of],
     ) == [
-        ("5575-GNVDE", "One year", False, Decimal("56.95")),
-        ("7590-VHVEG", 'Month-to-month, "promo"', True, Decimal("29.85")),
+        ("5575-GNVDE", "One year", False, Decimal("56.95"), "DSL\nlite"),
+        ("7590-VHVEG", 'Month-to-month, "promo"', True, Decimal("29.85"), "DSL"),
     ]
 
 

@@ -170,6 +170,58 @@ BAD_INPUTS = {
         ":6",
         "blank line between data lines",
     ),
+    "NUL character in text": BadInput(
+        "users.csv",
+        lambda path: set_cell(path, 10, "user_gender", "Fe\x00male"),
+        ":10 column 'user_gender'",
+        "'Fe\\x00male' contains a NUL character",
+    ),
+    # A quoted cell with a line break once passed the column-at-once check
+    # and split the COPY row: a database error without file or line.
+    "line break inside a number": BadInput(
+        "subscriptions.csv",
+        lambda path: set_cell(path, 2, "monthly_fee", "29.85\n1"),
+        ":2 column 'monthly_fee'",
+        "'29.85\\n1' is not a number",
+    ),
+    "non-ASCII digits in an integer": BadInput(
+        "payments_agg_90d.csv",
+        lambda path: set_cell(path, 6, "failed_payments_90d", "\u0661\u0662"),
+        ":6 column 'failed_payments_90d'",
+        "is not an integer",
+    ),
+    "full-width digits in a number": BadInput(
+        "usage_agg_30d.csv",
+        lambda path: set_cell(path, 7, "avg_session_mins_7d", "\uff11\uff12"),
+        ":7 column 'avg_session_mins_7d'",
+        "is not a number",
+    ),
+    "number beyond double precision": BadInput(
+        "usage_agg_30d.csv",
+        lambda path: set_cell(path, 8, "watch_hours_30d", "1e400"),
+        ":8 column 'watch_hours_30d'",
+        "'1e400' is out of range for double precision",
+    ),
+    "number overflowing numeric": BadInput(
+        "support_agg_90d.csv",
+        lambda path: set_cell(path, 9, "ticket_avg_resolution_hrs_90d", "1e-999999"),
+        ":9 column 'ticket_avg_resolution_hrs_90d'",
+        "'1e-999999' is out of range",
+    ),
+    "runaway value": BadInput(
+        "usage_agg_30d.csv",
+        lambda path: set_cell(path, 11, "skips_7d", "7" * 100_000),
+        ":11 column 'skips_7d'",
+        "'7777777777777777777777777777777777777777'... (100000 characters) is not",
+    ),
+    "unclosed quote": BadInput(
+        "labels.csv",
+        lambda path: edit_lines(
+            path, lambda lines: lines[:4] + [lines[4].replace(",", ',"')] + lines[5:]
+        ),
+        ":5",
+        "a quoted value opened on this line is not closed",
+    ),
     "not UTF-8": BadInput(
         "users.csv",
         lambda path: path.write_bytes(

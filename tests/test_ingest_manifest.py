@@ -68,6 +68,11 @@ def test_bom_crlf_and_a_trailing_blank_line_are_accepted(tmp_path: Path) -> None
             (),
             r"manifest.csv:2 column 'month': '../elsewhere' is not a folder name",
         ),
+        (
+            "month,as_of\n..,2024-01-31\n",
+            (),
+            r"manifest.csv:2 column 'month': '\.\.' is not a folder name",
+        ),
         ("month,as_of\nm1,2024-01-31,x\n", ("m1",), r"manifest.csv:2: expected 2"),
         ("month,as_of\n", (), r"manifest.csv: no months listed"),
     ],
@@ -80,6 +85,7 @@ def test_bom_crlf_and_a_trailing_blank_line_are_accepted(tmp_path: Path) -> None
         "duplicate as_of",
         "missing folder",
         "path as month",
+        "parent folder as month",
         "extra field",
         "no months",
     ],
@@ -94,4 +100,10 @@ def test_bad_manifest_names_line_and_column(
 
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="manifest.csv: manifest not found"):
+        read_manifest(tmp_path)
+
+
+def test_manifest_that_is_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "manifest.csv").mkdir()
+    with pytest.raises(ManifestError, match="manifest.csv: cannot read"):
         read_manifest(tmp_path)

@@ -16,7 +16,7 @@ from feast import FeatureStore
 from scripts.settings import PgSettings
 from serving.app import Resources, close_store, create_app, load_catalog, open_pool
 from serving.catalog import FeatureCatalog
-from serving.config import ServingSettings
+from serving.config import ServingSettings, SettingsError
 from tests.serving_fixtures import PLATFORM_NOW, build_serving_store, chain_env
 
 pytestmark = pytest.mark.slow
@@ -240,6 +240,24 @@ def test_invalid_user_id_is_400(loaded: Loaded, path: str, fragment: str) -> Non
     assert fragment in response.json["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("features=", "features is empty; valid features (view:feature): "),
+        ("features", "features is empty"),
+        ("feature_service=", "feature_service is empty; valid feature services: "),
+    ],
+)
+def test_empty_selection_is_400_not_the_default_service(
+    loaded: Loaded, query: str, fragment: str
+) -> None:
+    # An empty selection used to be dropped as a blank query value, so the
+    # caller got all 14 features of the default service instead of an error.
+    response = get(loaded, f"/features/{USER}?{query}")
+    assert response.status == 400
+    assert fragment in response.json["error"]["message"]
+
+
 def test_64_character_id_is_valid_input(loaded: Loaded) -> None:
     assert get(loaded, "/features/" + "x" * 64).status == 404
 
@@ -319,7 +337,12 @@ def test_batch_over_the_limit_is_413(loaded: Loaded) -> None:
         ({"user_ids": []}, "non-empty"),
         ({"user_ids": USER}, "non-empty list"),
         ({"user_ids": [USER, ""]}, "user_ids[1] is empty"),
-        ({"user_ids": [USER, 7]}, "user_ids[1] is empty"),
+        ({"user_ids": [USER, 7]}, "user_ids[1] is a number"),
+        ({"user_ids": [None]}, "user_ids[0] is null"),
+        ({"user_ids": [[USER]]}, "user_ids[0] is a list"),
+        ({"user_ids": [USER], "features": []}, "features is empty"),
+        ({"user_ids": [USER], "features": " "}, "features is empty"),
+        ({"user_ids": [USER], "feature_service": ""}, "feature_service is empty"),
         ({"user_ids": [USER], "feature_service": "nope"}, DEFAULT_SERVICE),
     ],
 )
@@ -327,6 +350,22 @@ def test_bad_batch_is_400(loaded: Loaded, body: Any, fragment: str) -> None:
     response = post(loaded, "/features", body)
     assert response.status == 400
     assert fragment in response.json["error"]["message"]
+
+
+def test_batch_id_with_a_lone_surrogate_is_400(loaded: Loaded) -> None:
+    # Valid JSON whose string has no UTF-8 form; it used to reach the entity
+    # key encoder and answer 500.
+    async def scenario(client):
+        _, response = await client.post(
+            "/features", content=b'{"user_ids": ["7590-VHVEG", "x\\ud800"]}'
+        )
+        return response
+
+    response = run(loaded, scenario)
+    assert response.status == 400
+    assert response.json["error"]["message"] == (
+        "user_ids[1] contains unpaired surrogates (not Unicode text)"
+    )
 
 
 def test_batch_body_that_is_not_json_is_400(loaded: Loaded) -> None:
@@ -340,6 +379,22 @@ def test_batch_body_that_is_not_json_is_400(loaded: Loaded) -> None:
 
 
 # --- operations ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "fragment"),
+    [
+        ("garbage", "STREAMFLOW_NOW must be an ISO-8601 date"),
+        ("9999-12-31T23:59:59-05:00", "STREAMFLOW_NOW is out of range"),
+    ],
+)
+def test_bad_platform_clock_stops_the_service_at_startup(
+    now: str, fragment: str
+) -> None:
+    # Read per request, a bad STREAMFLOW_NOW used to pass /health and /ready
+    # and then answer every feature request with a 500.
+    with pytest.raises(SettingsError, match=fragment):
+        ServingSettings.from_env({"STREAMFLOW_NOW": now})
 
 
 def test_health_and_ready(loaded: Loaded) -> None:
@@ -382,6 +437,19 @@ def test_metrics_count_requests_by_route_and_status(loaded: Loaded) -> None:
         'streamflow_users_served_total{outcome="not_found"}',
     ):
         assert line in text
+
+
+def test_metrics_do_not_label_arbitrary_methods(loaded: Loaded) -> None:
+    # Any token parses as a method; each used to become a new label value.
+    async def scenario(client):
+        _, response = await client.request("BREW-COFFEE-7", "/health")
+        assert response.status == 405
+        _, response = await client.get("/metrics")
+        return response
+
+    text = run(loaded, scenario).text
+    assert "BREW-COFFEE-7" not in text
+    assert 'method="other",route="unmatched",status="405"' in text
 
 
 def test_openapi_documents_every_route(loaded: Loaded) -> None:

@@ -88,6 +88,8 @@ def read_table(
             )
     except UnicodeDecodeError:
         problems.add(*_first_undecodable(path))
+    except OSError as error:
+        problems.add(None, None, f"cannot read the file ({error.strerror})")
     problems.raise_if_any()
     if known_users is not None:
         _check_known_users(user_lines, known_users, problems)
@@ -169,17 +171,27 @@ def _user_lines(
 def _records(
     reader: _CsvReader, problems: _Problems
 ) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) pairs; the number is where the record ends, which
-    is where it starts too unless a quoted value spans lines."""
+    """(line number, fields) pairs; the number is the line the record starts
+    on, which an editor shows even when a quoted value spans lines."""
     while True:
+        start = reader.line_num + 1
         try:
             record = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            problems.add(reader.line_num, None, f"malformed CSV ({error})")
+            if reader.line_num > start:
+                # An unclosed quote runs on to the end of the file or to the
+                # field size limit; where it opened is the line to fix.
+                message = (
+                    f"malformed CSV: a quoted value opened on this line is not "
+                    f"closed ({error} on line {reader.line_num})"
+                )
+                problems.add(start, None, message)
+            else:
+                problems.add(reader.line_num, None, f"malformed CSV ({error})")
             return
-        yield reader.line_num, record
+        yield start, record
 
 
 def _check_header(

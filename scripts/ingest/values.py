@@ -8,15 +8,20 @@ the file, line and column, and keeps the server's looser spellings ("yes",
 Columns are checked whole: one regular expression over the column joined by
 newlines settles the usual all-valid case in C, and only a column that fails
 it is walked value by value to say which lines are wrong. This keeps a month
-(250,000 cells) to a few hundredths of a second.
+(250,000 cells) to a few hundredths of a second. Two things the joined
+text cannot show are checked apart: a quoted cell holding a line break looks
+like two valid values, and Python's \\d also matches non-ASCII digits that
+PostgreSQL rejects, so the patterns spell digits as [0-9].
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from scripts.ingest.schema import Column, Kind
 
@@ -27,12 +32,22 @@ INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
 # reads true/false in any case, so valid values pass through unchanged.
 BOOLEAN_PATTERN = r"(?i:true|false)"
 # Nine digits always fit in an int4; longer ones take the exact check.
-SHORT_INTEGER_PATTERN = r"[+-]?\d{1,9}"
-INTEGER = re.compile(r"[+-]?\d+")
-NUMERIC_PATTERN = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
-# Text without these needs no CSV quoting in the COPY stream.
-PLAIN_TEXT_PATTERN = r'[^,"\r\n]+'
+SHORT_INTEGER_PATTERN = r"[+-]?[0-9]{1,9}"
+INTEGER = re.compile(r"[+-]?[0-9]+")
+NUMERIC_PATTERN = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# Short enough to fit a double (the snapshot models cast to double precision)
+# whatever the digits; longer mantissas and exponents take the range check.
+SHORT_NUMERIC_PATTERN = (
+    r"[+-]?(?:[0-9]{1,15}\.?[0-9]{0,30}|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,2})?"
+)
+DATE_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+# Text without these needs no CSV quoting in the COPY stream (NUL cannot be
+# stored in PostgreSQL text at all; to_text rejects it).
+PLAIN_TEXT_PATTERN = r'[^,"\r\n\x00]+'
+
+
+# Longer values are cut in messages: a runaway cell can be 100,000 characters.
+SHOWN_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -42,28 +57,49 @@ class ColumnResult:
     problems: list[tuple[int, str]]
 
 
+def shown(value: str) -> str:
+    """The value as quoted in an error message."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
 def to_text(value: str) -> str:
     if re.fullmatch(PLAIN_TEXT_PATTERN, value):
         return value
+    if "\x00" in value:
+        raise ValueError(f"{shown(value)} contains a NUL character")
     return '"' + value.replace('"', '""') + '"'
 
 
 def to_boolean(value: str) -> str:
     if re.fullmatch(BOOLEAN_PATTERN, value):
         return value
-    raise ValueError(f"{value!r} is not a boolean (True or False)")
+    raise ValueError(f"{shown(value)} is not a boolean (True or False)")
 
 
 def to_integer(value: str) -> str:
-    if INTEGER.fullmatch(value) and INT4_MIN <= int(value) <= INT4_MAX:
+    # The length test first: int() refuses strings of over 4,300 digits with
+    # an error about Python's limits rather than about the value.
+    if (
+        INTEGER.fullmatch(value)
+        and len(value.lstrip("+-0")) <= 10
+        and INT4_MIN <= int(value) <= INT4_MAX
+    ):
         return value
-    raise ValueError(f"{value!r} is not an integer")
+    raise ValueError(f"{shown(value)} is not an integer")
 
 
 def to_numeric(value: str) -> str:
-    if re.fullmatch(NUMERIC_PATTERN, value):
-        return value
-    raise ValueError(f"{value!r} is not a number")
+    if not re.fullmatch(NUMERIC_PATTERN, value):
+        raise ValueError(f"{shown(value)} is not a number")
+    # PostgreSQL's numeric would take 1e400 but the snapshot models cast it
+    # to double precision, and 1e999999 overflows numeric itself: either way
+    # the failure would come later and without a line number.
+    as_float = float(value)
+    if not math.isfinite(as_float) or (as_float == 0 and Decimal(value) != 0):
+        raise ValueError(f"{shown(value)} is out of range for double precision")
+    return value
 
 
 def to_date(value: str) -> str:
@@ -74,7 +110,7 @@ def to_date(value: str) -> str:
             return value
         except ValueError:
             pass
-    raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)")
+    raise ValueError(f"{shown(value)} is not a date (YYYY-MM-DD)")
 
 
 @dataclass(frozen=True)
@@ -88,7 +124,7 @@ KIND_CHECKS: dict[Kind, _KindCheck] = {
     Kind.TEXT: _KindCheck(PLAIN_TEXT_PATTERN, to_text),
     Kind.BOOLEAN: _KindCheck(BOOLEAN_PATTERN, to_boolean),
     Kind.INTEGER: _KindCheck(SHORT_INTEGER_PATTERN, to_integer),
-    Kind.NUMERIC: _KindCheck(NUMERIC_PATTERN, to_numeric),
+    Kind.NUMERIC: _KindCheck(SHORT_NUMERIC_PATTERN, to_numeric),
     Kind.DATE: _KindCheck(DATE_PATTERN, to_date),
 }
 
@@ -130,7 +166,9 @@ def check_column(column: Column, values: Sequence[str]) -> ColumnResult:
 
 def _all_valid(column: Column, values: Sequence[str]) -> bool:
     pattern = COLUMN_PATTERNS[(column.kind, column.nullable)]
-    if not pattern.fullmatch("\n".join(values)):
+    joined = "\n".join(values)
+    # Any line break beyond the separators came from inside a value.
+    if joined.count("\n") != len(values) - 1 or not pattern.fullmatch(joined):
         return False
     if column.kind is Kind.DATE:
         # The pattern takes 2024-13-45; the calendar check runs once per
