@@ -34,8 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_cli_logging()
 
+    try:
+        now = platform_now()
+    except ValueError as exc:
+        sys.stderr.write(f"debug_online_features: {exc}\n")
+        return 2
     store = open_store(PgSettings.from_env())
-    now = platform_now()
+    known = sorted(service.name for service in store.list_feature_services())
+    if args.feature_service not in known:
+        sys.stderr.write(
+            f"debug_online_features: unknown feature service "
+            f"{args.feature_service!r}; registered: {', '.join(known) or 'none'}\n"
+        )
+        return 2
     (row,) = read_online(store, [args.user_id], now, args.feature_service)
     features = service_features(store, args.feature_service)
 

@@ -290,6 +290,14 @@ def test_debug_script_says_an_unknown_user_is_not_found(built, capsys):
     assert "'nobody-0000' not found" in out
 
 
+def test_debug_script_names_the_registered_services_for_an_unknown_one(built, capsys):
+    from scripts import debug_online_features
+
+    assert debug_online_features.main([USER, "--feature-service", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown feature service 'nope'; registered: churn_model_v1" in err
+
+
 def test_end_is_parsed_as_utc():
     assert parse_instant("2024-03-01") == END
     with pytest.raises(ValueError, match="ISO-8601"):
