@@ -11,7 +11,7 @@ import csv
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,12 @@ def read_manifest(data_dir: Path = DEFAULT_DATA_DIR) -> list[MonthEntry]:
                 f"{where} column 'month': {month!r} is not a folder name"
             )
         as_of = _parse_date(as_of_text, where)
+        if (as_of + timedelta(days=1)).day != 1:
+            # Snapshots are taken at month end; any other date is a typo that
+            # would otherwise surface later as a failing dbt test.
+            raise ManifestError(
+                f"{where} column 'as_of': {as_of} is not the last day of its month"
+            )
         if month in month_lines:
             raise ManifestError(
                 f"{where} column 'month': {month!r} is already on line "
