@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         stamp = row.event_ts.get(feature.view)
         if stamp is None:
             note = "no online row"
+        elif feature.view in row.expired_views and stamp > now:
+            note = f"WITHHELD: as_of {stamp.isoformat()} is later than platform now"
         elif feature.view in row.expired_views:
             note = (
                 f"EXPIRED: as_of {stamp.isoformat()} is older than now - {feature.ttl}"

@@ -56,6 +56,9 @@ class UserFeatures:
     as_of: dict[str, str | None]
     # view -> event time of the rows withheld because they outlived the TTL
     expired: dict[str, str]
+    # view -> event time of rows withheld because they are later than the
+    # platform clock (a replayed NOW behind what was materialized)
+    not_yet_valid: dict[str, str]
 
     def to_json(self, selection: Selection) -> dict[str, object]:
         return {
@@ -64,6 +67,7 @@ class UserFeatures:
             "features": self.features,
             "as_of": self.as_of,
             "expired": self.expired,
+            "not_yet_valid": self.not_yet_valid,
         }
 
 
@@ -131,6 +135,7 @@ class OnlineReader:
         rows = await self._read(selection, list(set(key_of.values())))
 
         now = platform_now()
+        now_us = _epoch_us(now)
         # Per view position: wanted features, view name, TTL cutoff (in epoch
         # microseconds, like the event times the query returns).
         plans = [
@@ -141,19 +146,24 @@ class OnlineReader:
             )
             for read in selection.reads
         ]
-        # entity key -> (values by output name, fresh and expired event times
-        # by view)
+        # entity key -> (values by output name, then fresh, expired and
+        # not-yet-valid event times by view)
         by_key: dict[bytes, tuple[dict, dict, dict]] = {}
         for position, entity_key, name, raw, event_ts in rows:
             entry = by_key.get(entity_key)
             if entry is None:
-                entry = by_key[entity_key] = ({}, {}, {})
+                entry = by_key[entity_key] = ({}, {}, {}, {})
             outputs, view, cutoff = plans[position]
             output = outputs.get(name)
             if output is None:
                 continue
             if cutoff is not None and event_ts < cutoff:
                 entry[2][view] = event_ts
+                continue
+            if event_ts > now_us:
+                # Never serve a value from after "now": offline, Feast would
+                # not have joined it at this instant either.
+                entry[3][view] = event_ts
                 continue
             entry[0][output] = decode_value(raw)
             seen = entry[1].get(view)
@@ -167,9 +177,9 @@ class OnlineReader:
             features = dict.fromkeys(selection.output_names)
             as_of: dict[str, str | None] = dict.fromkeys(views)
             if entry is None:
-                answers.append(UserFeatures(uid, False, features, as_of, {}))
+                answers.append(UserFeatures(uid, False, features, as_of, {}, {}))
                 continue
-            values, fresh, stale = entry
+            values, fresh, stale, future = entry
             features.update(values)
             for view, event_ts in fresh.items():
                 as_of[view] = _iso(event_ts)
@@ -178,7 +188,14 @@ class OnlineReader:
                 for view, event_ts in stale.items()
                 if view not in fresh
             }
-            answers.append(UserFeatures(uid, True, features, as_of, expired))
+            not_yet_valid = {
+                view: _iso(event_ts)
+                for view, event_ts in future.items()
+                if view not in fresh
+            }
+            answers.append(
+                UserFeatures(uid, True, features, as_of, expired, not_yet_valid)
+            )
         return answers
 
     async def _read(self, selection: Selection, keys: list[bytes]) -> list[tuple]:

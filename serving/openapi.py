@@ -50,6 +50,12 @@ _EXPIRED = {
     "older than the view's TTL at the platform clock.",
     "additionalProperties": {"type": "string", "format": "date-time"},
 }
+_NOT_YET_VALID = {
+    "type": "object",
+    "description": "Feature view -> event time of rows withheld because they are "
+    "later than the platform clock (NOW replaying an earlier instant).",
+    "additionalProperties": {"type": "string", "format": "date-time"},
+}
 
 
 def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -254,6 +260,7 @@ def openapi_document(settings: ServingSettings) -> dict[str, Any]:
                         "features": _FEATURE_VALUES,
                         "as_of": _AS_OF,
                         "expired": _EXPIRED,
+                        "not_yet_valid": _NOT_YET_VALID,
                     },
                 },
                 "BatchRequest": {
@@ -297,6 +304,7 @@ def openapi_document(settings: ServingSettings) -> dict[str, Any]:
                                     },
                                     "as_of": _AS_OF,
                                     "expired": _EXPIRED,
+                                    "not_yet_valid": _NOT_YET_VALID,
                                 },
                             },
                         },

@@ -16,6 +16,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import psycopg
 import pytest
+from feast.infra.offline_stores.contrib.postgres_offline_store import (
+    postgres as feast_postgres,
+)
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from psycopg import sql
 
@@ -60,6 +63,10 @@ def built(make_database, tmp_path_factory):
         ingest(settings, REPO_ROOT / "data")
         result = dbt_build(settings, tmp_path_factory.mktemp("dbt"))
         assert result.returncode == 0, result.stdout[-3000:]
+        # Statistics as autovacuum leaves them in production: with them,
+        # PostgreSQL plans Feast's point-in-time query differently.
+        with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+            conn.execute("analyze")
         store = open_store(settings)
         report = materialize.materialize(store, END)
         yield settings, store, report
@@ -110,6 +117,18 @@ def test_month_000_values_of_the_course_user(built):
     assert bool(row["paperless_billing"]) is True
     assert row["failed_payments_90d"] == 1
     assert not row["churn_label"]
+
+
+def test_feast_offline_connections_plan_without_nested_loops(built):
+    _, store, _ = built
+    offline = store.config.offline_store
+    with (
+        build_training_set.planner_without_nested_loops(),
+        feast_postgres._get_conn(offline) as conn,
+    ):
+        assert conn.execute("show enable_nestloop").fetchone() == ("off",)
+    with feast_postgres._get_conn(offline) as conn:
+        assert conn.execute("show enable_nestloop").fetchone() == ("on",)
 
 
 def test_every_row_gets_the_features_of_its_own_month(built, training):

@@ -167,6 +167,18 @@ def test_values_past_ttl_are_not_served(
     assert body["expired"] == dict.fromkeys(ALL_VIEWS, "2024-02-29T00:00:00+00:00")
 
 
+def test_values_from_after_the_platform_clock_are_withheld(loaded, monkeypatch):
+    # The store holds February's snapshot; replaying mid-February must not
+    # serve it (offline, Feast would join January's there).
+    monkeypatch.setenv("STREAMFLOW_NOW", "2024-02-15T00:00:00+00:00")
+    body = get(loaded, f"/features/{USER}").json
+    assert set(body["features"].values()) == {None}
+    assert body["expired"] == {}
+    assert body["not_yet_valid"] == dict.fromkeys(
+        ALL_VIEWS, "2024-02-29T00:00:00+00:00"
+    )
+
+
 # --- selection ----------------------------------------------------------------
 
 
@@ -306,6 +318,7 @@ def test_batch_answers_in_request_order(loaded: Loaded) -> None:
         "features": None,
         "as_of": None,
         "expired": {},
+        "not_yet_valid": {},
     }
     last = body["results"][99]
     assert last["found"] is True
