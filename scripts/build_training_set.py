@@ -25,6 +25,7 @@ from feast.infra.offline_stores.contrib.postgres_offline_store import (
     postgres as feast_postgres,
 )
 
+from scripts.dbt_gate import DbtGateError, require_green_build
 from scripts.feast_store import (
     FEATURE_SERVICE,
     REPO_ROOT,
@@ -160,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     configure_cli_logging()
 
     settings = PgSettings.from_env()
-    from scripts.dbt_gate import DbtGateError, require_green_build
-
     try:
         require_green_build(settings)
     except DbtGateError as exc:

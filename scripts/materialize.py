@@ -68,14 +68,14 @@ def plan_windows(
 ) -> tuple[list[Window], list[str]]:
     """(windows to load, views already materialized up to `end`)."""
     windows, up_to_date = [], []
-    for view in sorted(
-        store.list_feature_views(allow_cache=False), key=lambda v: v.name
-    ):
+    views = sorted(store.list_feature_views(allow_cache=False), key=lambda v: v.name)
+    reloaded_from = {} if start is not None else _reloaded_as_ofs(store, views, end)
+    for view in views:
         if start is not None:
             view_start = start
         elif view.most_recent_end_time is not None:
             view_start = view.most_recent_end_time
-            reloaded = _earliest_reloaded_as_of(store, view, end)
+            reloaded = reloaded_from.get(view.name)
             if reloaded is not None and reloaded < view_start:
                 logger.info(
                     "%s: snapshots from %s on were ingested again since they were "
@@ -101,26 +101,33 @@ def plan_windows(
     return windows, up_to_date
 
 
-def _earliest_reloaded_as_of(
-    store: FeatureStore, view: FeatureView, end: datetime
-) -> datetime | None:
-    """The earliest event time up to `end` whose rows were loaded after the
-    newest row the view's online table holds, or None when there is none."""
-    source = view.batch_source
-    online_table = next(t for t in online_tables(store) if t.view == view.name)
-    query = sql.SQL(
-        "select min({event_ts}) from {source} "
-        "where {event_ts} <= %(end)s "
-        "and {loaded_at} > (select max(created_ts) from {online})"
-    ).format(
-        event_ts=sql.Identifier(source.timestamp_field),
-        loaded_at=sql.Identifier(source.created_timestamp_column),
-        source=sql.SQL(source.get_table_query_string()),
-        online=online_table.identifier,
-    )
+def _reloaded_as_ofs(
+    store: FeatureStore, views: list[FeatureView], end: datetime
+) -> dict[str, datetime]:
+    """For each materialized view, the earliest event time up to `end` whose
+    rows were loaded after the newest row its online table holds; views with
+    none are left out. One connection and one registry read for all views."""
+    tables = {table.view: table for table in online_tables(store)}
+    earliest = {}
     with psycopg.connect(online_settings(store).conninfo()) as conn:
-        row = conn.execute(query, {"end": end}).fetchone()
-    return row[0] if row else None
+        for view in views:
+            if view.most_recent_end_time is None or view.name not in tables:
+                continue
+            source = view.batch_source
+            query = sql.SQL(
+                "select min({event_ts}) from {source} "
+                "where {event_ts} <= %(end)s "
+                "and {loaded_at} > (select max(created_ts) from {online})"
+            ).format(
+                event_ts=sql.Identifier(source.timestamp_field),
+                loaded_at=sql.Identifier(source.created_timestamp_column),
+                source=sql.SQL(source.get_table_query_string()),
+                online=tables[view.name].identifier,
+            )
+            row = conn.execute(query, {"end": end}).fetchone()
+            if row and row[0] is not None:
+                earliest[view.name] = row[0]
+    return earliest
 
 
 def materialize(
